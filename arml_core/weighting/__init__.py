@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from arml_core.weighting.adaloss import AdaLoss
 from arml_core.weighting.arml import ARML
 from arml_core.weighting.base import StepInfo, Weighter
+from arml_core.weighting.cosine import CosineSim
+from arml_core.weighting.gradnorm import GradNorm
+from arml_core.weighting.ol_aux import OLAux
 from arml_core.weighting.simplex import project_to_simplex, shift_then_clamp
+from arml_core.weighting.uncertainty import UncertaintyWeighting
 from arml_core.weighting.uniform import FixedWeights, SupervisedOnly, Uniform
 
 WEIGHTERS: dict[str, type[Weighter]] = {
@@ -14,6 +19,11 @@ WEIGHTERS: dict[str, type[Weighter]] = {
     "uniform": Uniform,
     "fixed": FixedWeights,
     "arml": ARML,
+    "adaloss": AdaLoss,
+    "uncertainty": UncertaintyWeighting,
+    "gradnorm": GradNorm,
+    "cosine": CosineSim,
+    "ol_aux": OLAux,
 }
 
 
@@ -27,6 +37,7 @@ def make_weighter(name: str, num_aux: int, **options: Any) -> Weighter:
 
 
 __all__ = [
-    "ARML", "FixedWeights", "StepInfo", "SupervisedOnly", "Uniform", "WEIGHTERS", "Weighter",
+    "ARML", "AdaLoss", "CosineSim", "FixedWeights", "GradNorm", "OLAux", "StepInfo",
+    "SupervisedOnly", "UncertaintyWeighting", "Uniform", "WEIGHTERS", "Weighter",
     "make_weighter", "project_to_simplex", "shift_then_clamp",
 ]
