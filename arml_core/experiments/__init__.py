@@ -1,0 +1,1 @@
+"""Experiments: each builds model, tasks, data and weighter from a typed config and runs it."""
