@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from arml_core.models.multihead import MultiHead
+from arml_core.results import RECORD_FILE, RunRecord, collect_versions, save_record, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +44,18 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
+        # Paper-scale parameter files ask for "cuda", so this is where a CPU-only Colab runtime stops.
         raise RuntimeError(
             f"device={device!r} was requested but CUDA is not available; use device='cpu', or on "
             "Colab choose Runtime > Change runtime type > GPU"
         )
     return torch.device(device)
+
+
+def cap_workers(requested: int) -> int:
+    """Return a DataLoader worker count no larger than the CPUs this process may use."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(requested, available))
 
 
 @torch.no_grad()
@@ -79,3 +91,63 @@ class RunResult:
             {"step": step, "weights": weights}
             for step, weights in zip(self.history["step"], self.history["weights"])
         ]
+
+    def to_record(self) -> RunRecord:
+        """Return the run as a ``RunRecord`` (metrics as fractions, weights over training)."""
+        return RunRecord(
+            experiment=self.experiment, dataset=self.dataset, method=self.method, seed=self.seed,
+            config=_plain(self.config), metrics=dict(self.metrics),
+            weights_history=self.weights_history(), versions=collect_versions(),
+            wall_time_s=self.wall_time_s,
+        )
+
+
+ConfigT = TypeVar("ConfigT")
+HISTORY_FILE = "history.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def run_in_folder(run_fn: Callable[[ConfigT], RunResult], config: ConfigT, folder: str | Path) -> RunRecord:
+    """Run ``run_fn(config)`` with its checkpoint, history and record kept in ``folder``.
+
+    A folder that already holds a finished record returns it at once without training. A
+    folder with a checkpoint (an interrupted or killed run) resumes from it and reaches the
+    same result as an uninterrupted run. ``config`` is a dataclass with ``num_iterations``,
+    ``checkpoint_every`` and ``checkpoint_path`` fields; when ``checkpoint_every`` is 0, a
+    checkpoint is written every tenth of the run. The checkpoint is removed once the record
+    is saved.
+    """
+    folder = Path(folder)
+    record_path = folder / RECORD_FILE
+    if record_path.exists():
+        record = RunRecord.from_dict(json.loads(record_path.read_text(encoding="utf-8")))
+        if record.status == "finished":
+            logger.info("run in %s already finished; returning its stored record", folder)
+            return record
+
+    every = config.checkpoint_every or max(1, config.num_iterations // 10)  # type: ignore[attr-defined]
+    checkpoint = folder / CHECKPOINT_FILE
+    config = dataclasses.replace(config, checkpoint_every=every, checkpoint_path=str(checkpoint))  # type: ignore[type-var]
+    folder.mkdir(parents=True, exist_ok=True)
+    result = run_fn(config)
+    write_json_atomic(folder / HISTORY_FILE, result.history)
+    record = result.to_record()
+    save_record(record, folder)
+    checkpoint.unlink(missing_ok=True)
+    return record
+
+
+def load_history(folder: str | Path) -> dict[str, Any]:
+    """Return the training history that ``run_in_folder`` stored in ``folder``."""
+    return json.loads((Path(folder) / HISTORY_FILE).read_text(encoding="utf-8"))
+
+
+def _plain(value: Any) -> Any:
+    """Return ``value`` with tuples turned into lists and paths into strings, for JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

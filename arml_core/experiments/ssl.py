@@ -154,7 +154,7 @@ def run(config: SSLConfig) -> RunResult:
     test_accuracy = classification_accuracy(model, "main", splits.test_images, splits.test_labels)
     metrics = {
         "test_accuracy": test_accuracy,
-        "test_error": 100.0 * (1.0 - test_accuracy),
+        "test_error": 1.0 - test_accuracy,
         "val_accuracy": result.best_val["val_accuracy"],
         "best_step": float(result.best_step),
     }
