@@ -1,8 +1,8 @@
 """Grid search over fixed auxiliary weights: the expensive reference ARML is compared with.
 
 Every grid point is a weight vector on the scaled simplex {alpha >= 0, sum alpha = K}, the set
-ARML searches. Each point is one full training run with the ``FixedWeights`` weighter, scored by
-a validation metric where higher is better (accuracy, not error; negate an error first).
+ARML searches. Each point is one full training run with the ``FixedWeights`` weighter. A run is
+scored by a validation metric where higher is better, such as accuracy. Negate an error first.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class GridSearchResult:
 def simplex_grid(num_aux: int, step: float) -> list[WeightVector]:
     """Return every weight vector with entries in {0, step, 2 step, ...} that sums to num_aux.
 
-    ``num_aux / step`` must be a whole number n; the grid then has C(n + K - 1, K - 1) points,
-    listed in lexicographic order of their entries, largest first.
+    ``num_aux / step`` must be a whole number n. The grid then has C(n + K - 1, K - 1) points,
+    listed in decreasing lexicographic order.
     """
     if not isinstance(num_aux, int) or num_aux < 1:
         raise ValueError(f"num_aux must be a positive integer, got {num_aux!r}")

@@ -18,10 +18,12 @@ import pytest
 import torch
 from torch import nn
 
+from arml_core.grid_search import fixed_weighter, grid_search, simplex_grid
 from arml_core.weighting import (
     WEIGHTERS,
     AdaLoss,
     CosineSim,
+    FixedWeights,
     GradNorm,
     OLAux,
     UncertaintyWeighting,
@@ -417,3 +419,66 @@ def test_state_dict_resume(name):
     torch.testing.assert_close(resumed.weights, expected, rtol=0, atol=0)
     for got, want in zip(saved_net.parameters(), expected_params):
         torch.testing.assert_close(got.detach(), want, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------- grid search
+
+
+def test_simplex_grid_two_tasks():
+    assert simplex_grid(2, 0.5) == [(2.0, 0.0), (1.5, 0.5), (1.0, 1.0), (0.5, 1.5), (0.0, 2.0)]
+
+
+def test_simplex_grid_count_and_sums():
+    grid = simplex_grid(3, 0.5)
+    # Six steps of 0.5 shared among three weights: C(6 + 2, 2) = 28 points.
+    assert len(grid) == math.comb(8, 2)
+    assert len(set(grid)) == len(grid)
+    for point in grid:
+        assert sum(point) == pytest.approx(3.0)
+        assert min(point) >= 0.0
+        assert all(value / 0.5 == pytest.approx(round(value / 0.5)) for value in point)
+
+
+def test_simplex_grid_bad_step():
+    with pytest.raises(ValueError, match="step=0.7 does not divide num_aux=2"):
+        simplex_grid(2, 0.7)
+    with pytest.raises(ValueError, match="step must be positive"):
+        simplex_grid(2, 0.0)
+
+
+def test_grid_search_best_and_all():
+    grid = simplex_grid(2, 1.0)
+    calls = []
+
+    def run_fn(weights):
+        calls.append(weights)
+        return -abs(weights[0] - 1.0)
+
+    result = grid_search(grid, run_fn)
+    assert calls == [(2.0, 0.0), (1.0, 1.0), (0.0, 2.0)]
+    assert result.results == [((2.0, 0.0), -1.0), ((1.0, 1.0), 0.0), ((0.0, 2.0), -1.0)]
+    assert result.best_weights == (1.0, 1.0)
+    assert result.best_metric == 0.0
+
+
+def test_grid_search_nan_and_ties():
+    metrics = {(2.0, 0.0): float("nan"), (1.0, 1.0): 0.5, (0.0, 2.0): 0.5}
+    result = grid_search(simplex_grid(2, 1.0), lambda weights: metrics[weights])
+    assert result.best_weights == (1.0, 1.0)
+    assert len(result.results) == 3
+    with pytest.raises(ValueError, match="NaN"):
+        grid_search([(1.0, 1.0)], lambda weights: float("nan"))
+
+
+def test_grid_search_empty_grid():
+    with pytest.raises(ValueError, match="grid is empty"):
+        grid_search([], lambda weights: 0.0)
+
+
+def test_grid_point_fixed_weighter():
+    problem = default_problem()
+    weighter = fixed_weighter((0.5, 1.5))
+    assert isinstance(weighter, FixedWeights)
+    call(weighter, problem)
+    for got, want in zip([p.grad for p in problem.params()], expected_grads(problem, torch.tensor([0.5, 1.5]))):
+        torch.testing.assert_close(got, want)
