@@ -204,8 +204,8 @@ def _execute_with_timeout(
 ) -> None:
     """Run the command-line runner in a child process and stop it after ``timeout_s`` seconds.
 
-    The child gets SIGTERM first, on which nbclient shuts its kernel down, then SIGKILL
-    after a grace period.
+    The child gets SIGTERM, then SIGKILL after a grace period. Its kernel runs in its own
+    session, so no signal reaches it; ipykernel shuts itself down once it sees its parent exit.
     """
     command = [sys.executable, "-m", "arml_core.run", str(notebook), "-f",
                str(output_dir / PARAMETERS_FILE), "--output", str(output_dir)]
