@@ -248,7 +248,9 @@ def run_sweep(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m arml_core.sweep``; returns 1 if any run failed."""
-    parser = argparse.ArgumentParser(description="Run a sweep of notebook executions.")
+    parser = argparse.ArgumentParser(
+        prog="python -m arml_core.sweep", description="Run a sweep of notebook executions."
+    )
     parser.add_argument("sweep_file", type=Path, help="YAML sweep file")
     parser.add_argument("--output", type=Path, required=True, help="folder for the run folders")
     parser.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local")
