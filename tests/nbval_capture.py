@@ -20,7 +20,13 @@ from typing import Any
 
 import nbformat
 import pytest
+from ipykernel.ipkernel import IPythonKernel
 from nbval.plugin import IPyNbCell, IPyNbFile
+
+# The kernel that runs the notebooks: nbval is always started with --nbval-kernel-name
+# python3, which is ipykernel on this interpreter. Its language_info tells the book to
+# highlight code as IPython, so cells with `!pip` or `%magic` lines render without warnings.
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 # Output fields that nbformat v4 allows for each output type; nbval may add others.
 OUTPUT_FIELDS = {
@@ -51,12 +57,16 @@ def to_nbformat_output(output: dict[str, Any]) -> nbformat.NotebookNode:
 def executed_notebook(notebook: nbformat.NotebookNode, cell_outputs: dict[int, list | None]) -> nbformat.NotebookNode:
     """Return a copy of notebook whose code cells carry the recorded outputs.
 
+    The copy's kernelspec and language_info metadata name the python3 kernel that ran it.
+
     Args:
         notebook: the notebook as nbval read it (not mutated).
         cell_outputs: nbval's cell number (index among code cells) to the outputs recorded
             for it, or None when the cell did not run. Missing numbers count as not run.
     """
     result = copy.deepcopy(notebook)
+    result.metadata["kernelspec"] = dict(KERNELSPEC)
+    result.metadata["language_info"] = copy.deepcopy(IPythonKernel.language_info)
     code_cells = [cell for cell in result.cells if cell.cell_type == "code"]
     count = 0
     for number, cell in enumerate(code_cells):

@@ -187,6 +187,8 @@ def test_executed_notebook_carries_recorded_outputs() -> None:
     assert code[2].outputs[0].execution_count == 2
     assert code[2].outputs[0].data == {"text/plain": "2"}
     assert source.cells[2].outputs[0].text == "old\n"
+    assert result.metadata["kernelspec"]["name"] == "python3"
+    assert result.metadata["language_info"]["pygments_lexer"] == "ipython3"
 
 
 def test_to_nbformat_output_keeps_error_fields() -> None:
