@@ -228,6 +228,8 @@ def paper_table(name: str, records: Iterable[RunRecord]) -> pd.DataFrame:
 def _book_cell(metric: str, column: Any, method: str | None, runs: list[RunRecord]) -> str:
     if method is None:
         return "not implemented in this book"
+    # NOTE: PACS runs are matched on target_domain only; runs with other than 5 extra labels
+    # per class would be mixed in, because the records have no agreed key for that count yet.
     matching = [
         r for r in runs
         if r.dataset == column.dataset and r.method == method and metric in r.metrics
