@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def pyproject_pins(pyproject: dict) -> dict[str, SpecifierSet]:
-    """Return name -> specifier for the dependencies and the dev extra, self-references expanded.
+    """Return name -> specifier for the dependencies and every extra, self-references expanded.
 
     `arml_core[book]` inside an extra stands for the requirements of that extra.
     """
@@ -34,7 +34,8 @@ def pyproject_pins(pyproject: dict) -> dict[str, SpecifierSet]:
             pins[canonicalize_name(requirement.name)] = requirement.specifier
 
     add(project["dependencies"])
-    add(extras.get("dev", []))
+    for extra in sorted(extras):
+        add(extras[extra])
     return pins
 
 
