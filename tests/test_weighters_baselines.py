@@ -235,12 +235,21 @@ def test_gradnorm_stays_positive_large_lr():
     assert float(weighter.weights.min()) == pytest.approx(2 * 1e-3 / (1e-3 + 1 + 100 * 3), rel=1e-5)
 
 
-def test_gradnorm_default_layer_last_matrix():
+def test_gradnorm_default_layer_last_tensor():
     net = TinyNet(3)
     weighter = GradNorm(2)
     layer = weighter._measured_layer(list(net.backbone.parameters()))
     assert len(layer) == 1
-    assert layer[0] is net.backbone[0].weight
+    assert layer[0] is net.backbone[0].bias
+
+
+def test_gradnorm_explicit_layer():
+    problem = default_problem()
+    other = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    # A layer no loss reaches has zero norms: the weights then move by nothing and stay at 1.
+    weighter = GradNorm(2, lr=0.1, norm_params=[other])
+    call(weighter, problem)
+    assert weighter.weights.tolist() == [1.0, 1.0]
 
 
 def test_gradnorm_bad_reference_raises():

@@ -42,8 +42,10 @@ class GradNorm(Weighter):
         alpha_gn: asymmetry alpha of GradNorm; 0 equalises the gradient norms, larger values
             favour tasks that train slower.
         norm_params: the tensors of the measured layer W. ``None`` measures the last tensor of
-            ``shared_params`` (as passed to each call) that has two or more dimensions, that is
-            the last weight matrix or convolution kernel, or the last tensor if none has.
+            ``shared_params`` as passed to each call. For the WRN and torchvision ResNet
+            backbones that is the bias of the final batch norm, which is cheap to reach. A
+            convolution kernel costs one weight-gradient convolution per task: pass it
+            explicitly to measure it.
         loss_reference: ``"first_step"`` records L_i(0) from the first call; a sequence gives
             L_i(0) explicitly, one positive value per balanced task (main first when
             ``balance_main``).
@@ -139,8 +141,7 @@ class GradNorm(Weighter):
         shared = list(shared_params)
         if not shared:
             raise ValueError("shared_params is empty: GradNorm needs a shared layer to measure")
-        matrices = [p for p in shared if p.dim() >= 2]
-        return [matrices[-1] if matrices else shared[-1]]
+        return [shared[-1]]
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
