@@ -13,6 +13,8 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from arml_core.data.splits import balanced_subset
+
 
 @dataclass(frozen=True)
 class DigitsSplits:
@@ -46,26 +48,6 @@ def load_digit_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, bunch.target.astype(np.int64)
 
 
-def labelled_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Return sorted indices of ``per_class`` examples of every class, drawn without replacement.
-
-    Raises ValueError naming the class when it has fewer than ``per_class`` examples.
-    """
-    if per_class < 1:
-        raise ValueError(f"per_class must be at least 1, got {per_class}")
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        if len(members) < per_class:
-            raise ValueError(
-                f"class {cls} has {len(members)} examples, fewer than per_class={per_class}; "
-                "lower per_class or the validation and test fractions"
-            )
-        chosen.append(rng.choice(members, size=per_class, replace=False))
-    return np.sort(np.concatenate(chosen))
-
-
 def load_digits_splits(
     labels_per_class: int = 10,
     val_fraction: float = 0.15,
@@ -89,7 +71,7 @@ def load_digits_splits(
         rest_idx, test_size=val_fraction / (1 - test_fraction), stratify=labels[rest_idx],
         random_state=seed,
     )
-    labelled = labelled_subset(labels[train_idx], labels_per_class, seed)
+    labelled = balanced_subset(labels[train_idx], labels_per_class, seed)
 
     def tensors(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.from_numpy(images[idx]), torch.from_numpy(labels[idx])
