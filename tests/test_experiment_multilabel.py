@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from pathlib import Path
 
@@ -211,3 +212,22 @@ def test_params_paper_schedule_in_iterations():
     assert parameters["lr_milestones"] == [[30 * per_epoch, 0.01], [60 * per_epoch, 0.001]]
     assert parameters["lr"] == 0.1
     assert parameters["main_label_fraction"] == 0.01
+
+
+def test_resumed_run_matches_uninterrupted(tmp_path, caplog):
+    config = dataclasses.replace(TINY, method="arml", method_options={"lr": 10.0}, num_iterations=6, eval_every=3)
+    straight = mlc.run(config)
+    checkpoint = str(tmp_path / "checkpoint.pt")
+    mlc.run(dataclasses.replace(config, num_iterations=3, checkpoint_every=3, checkpoint_path=checkpoint))
+    with caplog.at_level(logging.INFO, logger="arml_core.training"):
+        resumed = mlc.run(dataclasses.replace(config, checkpoint_every=3, checkpoint_path=checkpoint))
+    assert "at iteration 3" in caplog.text
+    assert resumed.metrics == straight.metrics
+    assert resumed.history["weights"] == straight.history["weights"]
+    assert resumed.history["main_loss"] == straight.history["main_loss"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the stop on a machine without a GPU")
+def test_cuda_without_gpu_names_colab_fix():
+    with pytest.raises(RuntimeError, match="Change runtime type"):
+        mlc.run(dataclasses.replace(TINY, device="cuda"))
