@@ -17,7 +17,7 @@ from arml_core.experiments.ssl_report import diagnostics_summary, paired_differe
 from arml_core.experiments.ssl_runs import (
     GRID_METHOD, METHODS, config_key, run_folder, run_methods, run_one, select_grid_point,
 )
-from arml_core.results import RunRecord
+from arml_core.results import RunRecord, load_records
 from arml_core.run import load_parameter_file, read_parameter_defaults, validate_parameters
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_semi_supervised.ipynb"
@@ -136,6 +136,8 @@ def test_grid_search_runs_and_relabels(tmp_path):
     chosen = [r for r in records if r.method == GRID_METHOD]
     assert [r.seed for r in chosen] == [0, 1]
     assert all(r.config["grid_weights"] == list(grid.best_weights) for r in chosen)
+    saved = load_records(tmp_path)
+    assert sorted(r.seed for r in saved if r.method == GRID_METHOD) == [0, 1]
     means = {w: np.mean([r.metrics["val_accuracy"] for r in rs]) for w, rs in grid.points.items()}
     assert means[grid.best_weights] == max(means.values())
     # The all-ones point is the Uniform run, not a second training run.

@@ -4,12 +4,13 @@ Every run lives in its own folder, ``RUNS/<dataset>-<labels>pc-<key>/<method>/se
 ``key`` hashes every setting except the method and the seed. A finished folder returns its
 stored record at once and an interrupted one resumes from its checkpoint, so a notebook can
 be executed again after a crash or with more seeds. Changing any other setting gives a new
-``key`` and so new runs, never a stale record.
+``key`` and so new runs. A change of code does not change the key: delete the folder to retrain.
 
 Grid search trains one run per point of a grid on the simplex {alpha >= 0, sum alpha = K}
 with the ``fixed`` weighter and every seed, and picks the point with the best mean
 validation accuracy over the seeds. Its records are that point's runs, relabelled with the
-method "gridsearch". The test set plays no part in the choice.
+method "gridsearch" and saved in a method folder of that name. The test set plays no part in
+the choice.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 from arml_core.experiments.common import run_in_folder
 from arml_core.experiments.ssl import SSLConfig, run
 from arml_core.grid_search import simplex_grid
-from arml_core.results import RunRecord
+from arml_core.results import RunRecord, save_record
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,11 @@ def run_grid_search(base: SSLConfig, seeds: Sequence[int], runs_dir: str | Path,
         dataclasses.replace(r, method=GRID_METHOD, config={**r.config, "grid_weights": list(best)})
         for r in points[best]
     ]
+    for record in chosen:
+        # Saved so that load_records finds grid search as a method of its own; rewritten on every
+        # call because more seeds can change the choice.
+        config = dataclasses.replace(base, seed=record.seed)
+        save_record(record, run_folder(runs_dir, config, GRID_METHOD))
     return GridSearchRuns(points, best, chosen)
 
 
