@@ -10,7 +10,7 @@ import torch
 
 from arml_core.experiments.langevin_ssl import (
     algorithm_histories, algorithm_weights_table, langevin_fraction, measure_noise_along_run,
-    options_label, paired_weight_gap, run_algorithms,
+    noise_folder, options_label, paired_weight_gap, run_algorithms,
 )
 from arml_core.experiments.ssl import SSLConfig
 from arml_core.theory.langevin_checks import (
@@ -201,6 +201,21 @@ def test_noise_along_run_rejects_bad_checkpoints(tmp_path) -> None:
         measure_noise_along_run(_tiny_config(), [0, 7], num_draws=3, folder=tmp_path)
     with pytest.raises(ValueError, match="method"):
         measure_noise_along_run(_tiny_config(method="uniform"), [2], num_draws=3, folder=tmp_path)
+
+
+def test_noise_along_run_rejects_earlier_point(tmp_path) -> None:
+    config = _tiny_config()
+    measure_noise_along_run(config, [6], num_draws=3, folder=tmp_path)
+    with pytest.raises(ValueError, match="past the requested"):
+        measure_noise_along_run(config, [2, 6], num_draws=3, folder=tmp_path)
+
+
+def test_noise_folder_changes_with_settings(tmp_path) -> None:
+    config = _tiny_config()
+    folder = noise_folder(tmp_path, config, num_draws=3)
+    assert folder != noise_folder(tmp_path, config, num_draws=4)
+    assert folder != noise_folder(tmp_path, _tiny_config(seed=1), num_draws=3)
+    assert folder != noise_folder(tmp_path, _tiny_config(method_options={"temperature": 1e-3}), num_draws=3)
 
 
 def test_options_label_changes_with_options() -> None:

@@ -52,6 +52,12 @@ def options_label(options: Mapping[str, Any]) -> str:
     return f"arml_alg{options.get('algorithm', 1)}_{digest}"
 
 
+def noise_folder(runs_dir: str | Path, config: SSLConfig, num_draws: int) -> Path:
+    """Return the folder of one noise measurement, named after every setting that changes it."""
+    key = f"{ssl_runs.config_key(config)}-{options_label(config.method_options)}-seed{config.seed}-draws{num_draws}"
+    return Path(runs_dir) / f"noise-{config.dataset}-{key}"
+
+
 def _train_config(config: SSLConfig, num_iterations: int, checkpoint: Path) -> TrainConfig:
     return TrainConfig(
         num_iterations=num_iterations, lr=config.lr, optimizer=config.optimizer,
@@ -109,6 +115,11 @@ def measure_noise_along_run(
         train_config = _train_config(config, point, checkpoint)
         train(model, weighter, objective, evaluate, train_config)
         state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+        if int(state["iteration"]) != point:
+            raise ValueError(
+                f"the checkpoint in {folder} is at iteration {state['iteration']}, past the requested "
+                f"checkpoint {point}; measure earlier checkpoints in a new folder"
+            )
         rows.append(_measure_at(config, train_config, state, data, tasks, objective, weighter, num_draws, draw_seed + point))
         write_json_atomic(stored_path, rows)
     kept = sorted((row for row in rows if row["iteration"] in points), key=lambda row: row["iteration"])

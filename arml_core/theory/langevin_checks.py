@@ -12,13 +12,13 @@ C = T S (I - eps P / 2)^-1, so the variance along an eigenvalue lambda of P is i
 1 / (1 - eps lambda / 2): the discretisation bias of the unadjusted sampler, first order in eps.
 The chain is stable only for eps < 2 / lambda_max(P).
 
-Minibatch noise against injected noise. The paper's Table 5 compares the standard deviation
-of the stochastic-gradient noise with that of the injected noise N(0, 2 eps). Here both are
-measured per parameter, in units of a parameter change per step: the gradient noise is the
-standard deviation of lr * (g_B - E[g_B]) over minibatch draws B, and the injected noise is
-sqrt(2 lr T). Under Adam the step is not lr * g, so ``adam_step`` gives the change that
-``torch.optim.Adam`` would apply for a given gradient, and its spread over draws is the noise
-of the actual step.
+Minibatch noise against injected noise. Table 5 of Shi et al. (NeurIPS 2020) compares the
+standard deviation of the stochastic-gradient noise with that of the injected noise
+N(0, 2 eps). Here both are measured per parameter, in units of a parameter change per step.
+The gradient noise is the standard deviation of lr * (g_B - E[g_B]) over minibatch draws B,
+and the injected noise is sqrt(2 lr T). Under Adam the step is not lr * g, so ``adam_step``
+gives the change that ``torch.optim.Adam`` would apply for a given gradient, and its spread
+over draws is the noise of the actual step.
 """
 
 from __future__ import annotations
@@ -245,8 +245,8 @@ def flat_adam_state(optimizer: torch.optim.Adam, params: Sequence[torch.Tensor])
 class StepNoise:
     """Per-parameter standard deviations over minibatch draws, each of shape (P,).
 
-    ``gradient`` is the std of lr * g_B, the plain SGD step; ``adam`` is the std of the change
-    Adam would make from its current state (None when no Adam state was given).
+    ``gradient`` is the std of lr * g_B, the plain SGD step. ``adam`` is the std of the change
+    Adam would make from its current state, or None when no Adam state was given.
     """
 
     gradient: torch.Tensor
@@ -288,3 +288,27 @@ def exact_minibatch_std(per_example_grads: torch.Tensor, batch_size: int, lr: fl
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     variance = per_example_grads.to(torch.float64).var(dim=0, unbiased=False)
     return lr * (variance / batch_size).sqrt()
+
+
+@dataclass(frozen=True)
+class StepSizeResult:
+    """One step size of ``sweep_step_sizes``: the exact stationary and the measured covariance."""
+
+    step_fraction: float
+    step_size: float
+    exact_cov: np.ndarray
+    measured: ChainMoments
+
+
+def sweep_step_sizes(
+    mean: np.ndarray, cov: np.ndarray, step_fractions: Sequence[float], num_steps: int, num_chains: int,
+    burn_in: float = 0.5, seed: int = 0,
+) -> list[StepSizeResult]:
+    """Run ``run_langevin_chains`` at eps = fraction / lambda_max(cov^-1) for each fraction (temperature 1)."""
+    largest = float(np.linalg.eigvalsh(np.linalg.inv(cov)).max())
+    results = []
+    for fraction in step_fractions:
+        step = fraction / largest
+        measured = run_langevin_chains(mean, cov, step, num_steps, num_chains, burn_in, seed=seed)
+        results.append(StepSizeResult(fraction, step, ula_stationary_covariance(cov, step), measured))
+    return results
