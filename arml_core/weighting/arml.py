@@ -65,8 +65,8 @@ class ARML(Weighter):
         algorithm: 1 for Langevin sampling until alpha converges, 2 for no noise and no freeze.
         temperature: scale of the Langevin noise, std = sqrt(2 * model_lr * temperature).
         converge_tol, converge_window: Algorithm 1 declares convergence when, after at least
-            ``converge_window`` alpha updates, no entry of alpha moved by more than
-            ``converge_tol`` over the last ``converge_window`` updates.
+            ``converge_window`` alpha updates, every entry of alpha stayed within a range of
+            ``converge_tol`` (max minus min) over the last ``converge_window`` updates.
         projection: ``"exact"`` Euclidean projection, or the authors' ``"shift_clamp"``.
         constraint: ``"simplex"`` (sum alpha = K) or ``"nonnegative"`` (alpha >= 0 only).
         skip_model_step_on_update: the authors' code makes no model step on alpha updates.
@@ -218,8 +218,11 @@ class ARML(Weighter):
         self._history.append(alpha.detach().cpu())
         if self.algorithm != 1 or self.converged or len(self._history) <= self.converge_window:
             return
-        change = (self._history[-1] - self._history[0]).abs().max()
-        if change < self.converge_tol:
+        # The range within the window, not the net change across it: alpha can wander away
+        # and return to where it was, which is not convergence.
+        window = torch.stack(list(self._history))
+        spread = (window.max(dim=0).values - window.min(dim=0).values).max()
+        if spread < self.converge_tol:
             self.converged = True
             self.converged_at = self.step_count
             logger.info("ARML alpha converged at step %d: %s", self.step_count, self.weights.tolist())
