@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from scipy.stats import spearmanr
 
 from arml_core.paper_results import TABLE2, TABLE3_LEAST_RELATED, TABLE3_MAIN_TASK, TABLE3_MOST_RELATED
-from arml_core.results import RunRecord, aggregate
+from arml_core.results import RunRecord, aggregate, weights_at_selection
 
 PAPER_SETTING = "CelebA, 1% main labels, ResNet-18"
 METHOD_LABELS = {
@@ -63,13 +63,8 @@ def error_summary(records: Sequence[RunRecord], methods: Sequence[str]) -> pd.Da
 
 
 def weights_at_selected_step(record: RunRecord) -> np.ndarray:
-    """Return the last logged weights at or before the selected step (metric ``best_step``)."""
-    best = record.metrics.get("best_step", float("inf"))
-    chosen = record.weights_history[0]["weights"]
-    for entry in record.weights_history:
-        if entry["step"] <= best:
-            chosen = entry["weights"]
-    return np.asarray(chosen, dtype=float)
+    """Return the weights at the step validation selected, as a float array."""
+    return np.asarray(weights_at_selection(record), dtype=float)
 
 
 def arml_weight_ranking(

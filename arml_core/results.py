@@ -304,3 +304,20 @@ def table3_ranking(records: Iterable[RunRecord], k: int = 5) -> pd.DataFrame:
         "least related (paper)": list(TABLE3_LEAST_RELATED[:k]),
         f"least related ({source})": least,
     }, index=pd.RangeIndex(1, k + 1, name=f"rank, main task {TABLE3_MAIN_TASK}"))
+
+
+def weights_at_step(weights_history: Sequence[dict[str, Any]], step: int | float) -> list[float]:
+    """Return the last logged weights at or before ``step`` (the first entry if none is earlier).
+
+    ``weights_history`` is a record's list of ``{"step": int, "weights": [float, ...]}``.
+    """
+    chosen = weights_history[0]["weights"] if weights_history else []
+    for entry in weights_history:
+        if entry["step"] <= step:
+            chosen = entry["weights"]
+    return list(chosen)
+
+
+def weights_at_selection(record: RunRecord) -> list[float]:
+    """Return the weights logged at or before the iteration that validation selected (``best_step``)."""
+    return weights_at_step(record.weights_history, record.metrics.get("best_step", float("inf")))

@@ -137,6 +137,20 @@ def run_in_folder(run_fn: Callable[[ConfigT], RunResult], config: ConfigT, folde
     return record
 
 
+def resolve_runs_dir(path: str | Path) -> Path:
+    """Resolve a relative ``path`` from the repository root when running in its ``notebooks`` folder.
+
+    papermill and nbval run a chapter with the notebook's folder as working directory, so a
+    relative "runs/..." would otherwise land in notebooks/runs. Elsewhere (for example on
+    Colab) a relative path stays relative to the working directory; absolute paths are kept.
+    """
+    path = Path(path)
+    cwd = Path.cwd()
+    if not path.is_absolute() and cwd.name == "notebooks" and (cwd.parent / "pyproject.toml").exists():
+        return cwd.parent / path
+    return path
+
+
 def load_history(folder: str | Path) -> dict[str, Any]:
     """Return the training history that ``run_in_folder`` stored in ``folder``."""
     return json.loads((Path(folder) / HISTORY_FILE).read_text(encoding="utf-8"))

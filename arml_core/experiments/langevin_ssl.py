@@ -31,7 +31,7 @@ from arml_core.experiments.common import load_history, resolve_device, seed_ever
 from arml_core.experiments.ssl import SSLConfig, SSLObjective, build_aux_tasks, build_model, build_weighter
 from arml_core.experiments.ssl_data import evaluate_accuracy, load_ssl_data
 from arml_core.langevin import noise_std
-from arml_core.results import RunRecord, write_json_atomic
+from arml_core.results import RunRecord, weights_at_selection, write_json_atomic
 from arml_core.theory.langevin_checks import flat_adam_state, measure_step_noise
 from arml_core.training import TrainConfig, learning_rate_at, make_optimizer, train
 from arml_core.weighting import ARML
@@ -192,11 +192,6 @@ def algorithm_histories(
             for seed in seeds
         }
     return histories
-
-
-def weights_at_selection(record: RunRecord) -> list[float]:
-    """Return the weights logged at or before the iteration that validation selected."""
-    return ssl_runs.weights_at_step(record, int(record.metrics["best_step"]))
 
 
 def algorithm_weights_table(records: Mapping[int, Sequence[RunRecord]], task_names: Sequence[str]) -> pd.DataFrame:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from arml_core.data.digit_attributes import load_digit_attributes, mutual_information
 from arml_core.experiments.common import (
-    RunResult, cap_workers, load_history, resolve_device, run_in_folder, seed_everything,
+    RunResult, cap_workers, load_history, resolve_device, resolve_runs_dir, run_in_folder, seed_everything,
 )
 from arml_core.models import MultiHead, linear_head, make_backbone
 from arml_core.results import RunRecord
@@ -327,21 +327,6 @@ def run(config: MultilabelConfig) -> RunResult:
         method=config.method, seed=config.seed, config=recorded, metrics=metrics,
         history=result.history, wall_time_s=result.wall_time_s, extras={"aux_tasks": aux_names},
     )
-
-
-def resolve_runs_dir(path: str | Path) -> Path:
-    """Resolve a relative ``path`` from the repository root when running in its ``notebooks`` folder.
-
-    papermill and nbval run a chapter with the notebook's folder as working directory, so a
-    relative "runs/..." would otherwise land in notebooks/runs. Elsewhere (for example on
-    Colab) a relative path stays relative to the working directory.
-    """
-    # TODO: arml_core/experiments/ssl_runs.py has the same helper; move one copy to common.py.
-    path = Path(path)
-    cwd = Path.cwd()
-    if not path.is_absolute() and cwd.name == "notebooks" and (cwd.parent / "pyproject.toml").exists():
-        return cwd.parent / path
-    return path
 
 
 def run_grid(

@@ -232,19 +232,9 @@ def run(config: SSLConfig) -> RunResult:
         "val_accuracy": result.best_val["val_accuracy"],
         "best_step": float(result.best_step),
     }
-    weights_at_best = _weights_at(result.history, result.best_step)
     return RunResult(
         experiment="ssl", dataset=config.dataset, method=config.method, seed=config.seed,
         config={**config.to_dict(), "setting": config.setting()}, metrics=metrics,
         history=result.history, wall_time_s=result.wall_time_s,
-        extras={"aux_tasks": [t.name for t in tasks], "weights_at_best": weights_at_best},
+        extras={"aux_tasks": [t.name for t in tasks]},
     )
-
-
-def _weights_at(history: dict[str, Any], step: int) -> list[float]:
-    """Return the last logged weights at or before ``step``."""
-    chosen = history["weights"][0] if history["weights"] else []
-    for logged_step, weights in zip(history["step"], history["weights"]):
-        if logged_step <= step:
-            chosen = weights
-    return chosen

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from arml_core.experiments.ssl_runs import GridSearchRuns, weights_at_step
+from arml_core.experiments.ssl_runs import GridSearchRuns
 from arml_core.paper_results import TABLE1
-from arml_core.results import RunRecord, aggregate, t_interval_half_width
+from arml_core.results import RunRecord, aggregate, t_interval_half_width, weights_at_step
 
 PAPER_SETTINGS = ("paper: CIFAR-10, 4000 labels, WRN-28-2", "paper: SVHN, 1000 labels, WRN-28-2")
 
@@ -75,7 +75,7 @@ def weights_at_selection(records: Sequence[RunRecord], task_names: Sequence[str]
     rows = []
     for record in records:
         step = int(record.metrics["best_step"])
-        weights = weights_at_step(record, step)
+        weights = weights_at_step(record.weights_history, step)
         rows.append({"method": record.method, "seed": record.seed, "selected iteration": step,
                      **{f"alpha {name}": round(w, 2) for name, w in zip(task_names, weights)}})
     return pd.DataFrame(rows)

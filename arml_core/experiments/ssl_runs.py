@@ -160,27 +160,3 @@ def run_methods(
         for seed in seeds:
             records.append(run_one(base, method, seed, runs_dir, options.get(method)))
     return records, grid
-
-
-def weights_at_step(record: RunRecord, step: int) -> list[float]:
-    """Return the last logged weights at or before ``step`` (the first entry if none is earlier)."""
-    history = record.weights_history
-    chosen = history[0]["weights"] if history else []
-    for entry in history:
-        if entry["step"] <= step:
-            chosen = entry["weights"]
-    return list(chosen)
-
-
-def resolve_from_repository(path: str | Path) -> Path:
-    """Resolve a relative ``path`` from the repository root when running in its ``notebooks`` folder.
-
-    papermill and nbval run a chapter with the notebook's folder as working directory, so
-    "runs/ssl" would otherwise land in notebooks/runs. Elsewhere (for example on Colab) a
-    relative path is kept relative to the working directory. Absolute paths are returned as given.
-    """
-    path = Path(path)
-    cwd = Path.cwd()
-    if not path.is_absolute() and cwd.name == "notebooks" and (cwd.parent / "pyproject.toml").exists():
-        return cwd.parent / path
-    return path
