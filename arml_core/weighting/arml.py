@@ -160,26 +160,27 @@ class ARML(Weighter):
             grads = self._feature_grads(losses, features)
         else:
             grads = task_gradients(losses, shared, mode=self.grad_mode, retain_graph=not skip)
-        grads = grads.to(torch.float64)
-        main_grad, aux_grads = grads[0], grads[1:]
-        gram = aux_grads @ aux_grads.T
-        b = aux_grads @ main_grad
-        main_sq = main_grad @ main_grad
+        # Inner products in the gradients' dtype (one matmul), then the small (K+1) x (K+1)
+        # result in float64 for the alpha step. Copying the gradient rows to float64 first
+        # costs a pass over K+1 model-sized vectors.
+        inner = (grads @ grads.T).to(torch.float64)
+        main_sq, b, gram = inner[0, 0], inner[1:, 0], inner[1:, 1:]
 
         alpha_before = self.weights.to(torch.float64)
-        coefficients = torch.cat([torch.ones(1, dtype=torch.float64, device=grads.device), alpha_before])
         if not skip:
+            model_weights = alpha_before.to(grads.dtype)
             if self.grad_mode == "features":
-                weighted_backward(main_loss, aux, alpha_before.to(main_loss.dtype))
+                weighted_backward(main_loss, aux, model_weights)
             else:
-                write_model_gradient(losses, shared, grads.to(shared[0].dtype), coefficients.to(shared[0].dtype))
+                coefficients = torch.cat([torch.ones(1, dtype=grads.dtype, device=grads.device), model_weights])
+                write_model_gradient(losses, shared, grads, coefficients)
 
         step = self.lr * alpha_gradient(alpha_before, gram, b)
         alpha_after = self._project(alpha_before - step)
         self.weights = alpha_after.to(torch.float32)
         self._update_convergence(alpha_after)
 
-        norms = aux_grads.norm(dim=1) * main_grad.norm()
+        norms = torch.sqrt(torch.diagonal(gram).clamp_min(0) * main_sq.clamp_min(0))
         cosines = torch.where(norms > 0, b / norms.clamp_min(1e-300), torch.zeros_like(b))
         metrics = {
             "main_grad_sq": float(main_sq),
