@@ -12,6 +12,7 @@ file or none, never a truncated one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -160,8 +161,8 @@ def aggregate(
 ) -> pd.DataFrame:
     """Aggregate ``metric`` over the seeds of each group of finished runs.
 
-    ``by`` names RunRecord fields or ``config`` keys. Returns one row per group with the
-    columns of ``by`` and mean, ci95 (half-width of the 95% Student-t interval, NaN with
+    ``by`` names RunRecord fields, ``config`` keys or "signature" (``config_signature``).
+    Returns one row per group with the columns of ``by`` and mean, ci95 (half-width of the 95% Student-t interval, NaN with
     one seed), n, seeds (sorted list) and note (why ci95 is NaN, else "").
     Failed runs and runs without ``metric`` are left out.
     """
@@ -186,9 +187,28 @@ def aggregate(
     return pd.DataFrame(rows, columns=columns)
 
 
+# Config keys that do not change what a run computes, left out of its signature.
+VOLATILE_CONFIG_KEYS = frozenset(
+    {"seed", "checkpoint_path", "checkpoint_every", "progress", "num_threads", "device", "data_root", "output_dir"}
+)
+
+
+def config_signature(record: RunRecord) -> str:
+    """Return 8 hex digits that identify a run's settings apart from its seed.
+
+    Runs of one method under different settings (iterations, options, tasks) get different
+    signatures, so ``aggregate(..., by=(..., "signature"))`` never averages them together.
+    """
+    settings = {k: v for k, v in record.config.items() if k not in VOLATILE_CONFIG_KEYS}
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
 def _field(record: RunRecord, name: str) -> Any:
     if name in {f.name for f in dataclasses.fields(RunRecord)}:
         return getattr(record, name)
+    if name == "signature":
+        return config_signature(record)
     return record.config.get(name)
 
 

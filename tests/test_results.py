@@ -279,3 +279,29 @@ def test_weights_frame_uses_task_names() -> None:
     assert list(frame["task"]) == ["rotation", "exemplar"]
     assert list(frame["alpha"]) == [1.2, 0.8]
     assert list(frame["step"]) == [5, 5]
+
+
+def test_signature_separates_settings_not_seeds():
+    from arml_core.results import config_signature
+
+    base = {"num_iterations": 300, "method_options": {"lr": 0.3}, "num_threads": 1}
+    first = RunRecord(experiment="ssl", dataset="digits", method="arml", seed=0, config=dict(base))
+    other_seed = RunRecord(experiment="ssl", dataset="digits", method="arml", seed=1,
+                           config={**base, "seed": 1, "num_threads": 2})
+    other_lr = RunRecord(experiment="ssl", dataset="digits", method="arml", seed=0,
+                         config={**base, "method_options": {"lr": 0.05}})
+    assert config_signature(first) == config_signature(other_seed)
+    assert config_signature(first) != config_signature(other_lr)
+    table = aggregate([first, other_seed, other_lr], "test_error", by=("method", "signature"))
+    assert table.empty  # no record has the metric
+
+
+def test_aggregate_by_signature_keeps_settings_apart():
+    records = [
+        RunRecord(experiment="ssl", dataset="digits", method="arml", seed=s,
+                  config={"num_iterations": n}, metrics={"test_error": e})
+        for s, n, e in [(0, 100, 0.1), (1, 100, 0.3), (0, 300, 0.5)]
+    ]
+    table = aggregate(records, "test_error", by=("method", "signature"))
+    assert sorted(table["n"].tolist()) == [1, 2]
+    assert sorted(round(m, 6) for m in table["mean"]) == [0.2, 0.5]

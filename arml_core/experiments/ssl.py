@@ -75,9 +75,9 @@ class SSLConfig:
         return dataclasses.asdict(self)
 
     def setting(self) -> str:
-        """Return a short description such as "digits, 10 labels/class, small_cnn, 600 iterations"."""
+        """Return a short description such as "digits, 10 labels/class, small_cnn, rotation+exemplar, 600 iterations"."""
         return (f"{self.dataset}, {self.labels_per_class} labels/class, {self.backbone}, "
-                f"{self.num_iterations} iterations")
+                f"{'+'.join(self.aux_tasks)}, {self.num_iterations} iterations")
 
 
 class SSLObjective:
