@@ -191,3 +191,13 @@ def test_params_files_validate(name):
     checked = validate_parameters(REPO / "notebooks" / "05_domain_generalization.ipynb", parameters)
     assert checked["device"] == "cuda"
     assert checked["target_domains"] == [name.removeprefix("dg_pacs_")]
+
+
+def test_fada_arml_resume_matches_straight_run(tmp_path):
+    checkpoint = str(tmp_path / "checkpoint.pt")
+    straight = run(tiny_config(method="fada_arml"))
+    run(tiny_config(method="fada_arml", num_iterations=2, checkpoint_every=2, checkpoint_path=checkpoint))
+    resumed = run(tiny_config(method="fada_arml", checkpoint_every=2, checkpoint_path=checkpoint))
+    assert resumed.metrics["test_accuracy"] == straight.metrics["test_accuracy"]
+    assert resumed.history["weights"] == straight.history["weights"]
+    assert resumed.history["main_loss"] == straight.history["main_loss"]

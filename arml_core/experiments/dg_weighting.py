@@ -1,6 +1,6 @@
 """Weighters of the domain-generalisation methods, including the two whose model step omits the main loss.
 
-In "Baseline" and "Baseline + ARML" (ARML paper, section 3.2) the model is updated with the
+In "Baseline" and "Baseline + ARML" (Shi et al., NeurIPS 2020, section 3.2) the model is updated with the
 source (auxiliary) losses alone, and the few labelled target images serve only to set the
 source weights. ``SourcesOnly`` and ``SourceStepARML`` implement that: the main loss's
 coefficient in the model step is 0, and ``SourceStepARML`` still uses g_m, the gradient of

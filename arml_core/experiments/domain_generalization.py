@@ -17,7 +17,7 @@ Model selection uses the pooled source validation sets (9:1 splits), never the t
 In ``baseline`` and ``baseline_arml`` the target batch passes through batch norm with its
 running statistics frozen, so the model never absorbs anything from the target domain.
 
-The CPU default is the rotated digits with a small CNN; the paper's setting is PACS with
+The CPU default is the rotated digits with a small CNN; Shi et al.'s setting is PACS with
 ResNet-18 (ImageNet weights from a local file), crops of 80 to 100% of the area, flips, SGD.
 """
 
@@ -59,7 +59,7 @@ class DGConfig:
     data_root: str = "data"
     target_domain: str = "rot75"
     source_domains: tuple[str, ...] = ()  # empty: every other domain
-    labels_per_class: int = 5  # Nm; -1 labels the whole target domain (rotated digits only)
+    labels_per_class: int = 5  # Nm; -1 labels the whole target domain and leaves no test set
     method: str = "jt_arml"
     arml_options: dict[str, Any] = field(default_factory=dict)  # used by the *_arml methods only
     backbone: str = "small_cnn"
