@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from arml_core.experiments.common import CHECKPOINT_FILE, load_history, resolve_runs_dir, run_in_folder
+from arml_core.experiments.common import CHECKPOINT_FILE, load_history, resolve_repo_path, run_in_folder
 from arml_core.experiments.ssl import SSLConfig, run
 from arml_core.results import RECORD_FILE, RunRecord, weights_at_selection, weights_at_step
 
@@ -94,11 +94,11 @@ def test_weights_at_selection_uses_best_step():
     assert weights_at_selection(record) == [0.5]
 
 
-def test_resolve_runs_dir_from_notebooks_folder(tmp_path, monkeypatch):
+def test_resolve_repo_path_from_notebooks_folder(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
-    assert resolve_runs_dir("runs/x") == tmp_path / "runs/x"
-    assert resolve_runs_dir("/abs/runs") == Path("/abs/runs")
+    assert resolve_repo_path("runs/x") == tmp_path / "runs/x"
+    assert resolve_repo_path("/abs/runs") == Path("/abs/runs")
     monkeypatch.chdir(tmp_path)
-    assert resolve_runs_dir("runs/x") == Path("runs/x")
+    assert resolve_repo_path("runs/x") == Path("runs/x")

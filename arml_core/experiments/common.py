@@ -137,7 +137,7 @@ def run_in_folder(run_fn: Callable[[ConfigT], RunResult], config: ConfigT, folde
     return record
 
 
-def resolve_runs_dir(path: str | Path) -> Path:
+def resolve_repo_path(path: str | Path) -> Path:
     """Resolve a relative ``path`` from the repository root when running in its ``notebooks`` folder.
 
     papermill and nbval run a chapter with the notebook's folder as working directory, so a

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arml_core.experiments.common import RunResult, resolve_device, seed_everything
+from arml_core.experiments.common import RunResult, resolve_device, resolve_repo_path, seed_everything
 from arml_core.experiments.dg_data import BatchTransform, DGData, accuracy, load_dg_data
 from arml_core.experiments.dg_weighting import make_dg_weighter
 from arml_core.experiments.fada import FADA
@@ -182,7 +182,8 @@ class DGObjective:
 def build_model(config: DGConfig, num_classes: int, in_channels: int) -> MultiHead:
     """Build the backbone and the shared classifier head ``"main"``."""
     if config.backbone == "resnet18":
-        backbone = make_backbone("resnet18", weights_path=config.pretrained_weights_path, in_channels=in_channels,
+        weights_path = _repo_path_or_none(config.pretrained_weights_path)
+        backbone = make_backbone("resnet18", weights_path=weights_path, in_channels=in_channels,
                                  **config.backbone_options)
     elif config.pretrained_weights_path:
         raise ValueError(f"pretrained_weights_path is only read for backbone='resnet18', not {config.backbone!r}")
@@ -198,7 +199,7 @@ def run(config: DGConfig) -> RunResult:
     seed_everything(config.seed, config.num_threads)
     device = resolve_device(config.device)
     data = load_dg_data(config.dataset, config.target_domain, config.labels_per_class, config.image_size,
-                        config.seed, config.data_root, tuple(config.source_domains))
+                        config.seed, resolve_repo_path(config.data_root), tuple(config.source_domains))
     model = build_model(config, data.num_classes, data.in_channels).to(device)
     num_aux = len(data.source_domains)
     weighter = make_dg_weighter(config.method, num_aux, dict(config.arml_options), config.seed)
@@ -245,3 +246,8 @@ def weights_at(history: dict[str, Any], step: int) -> list[float]:
             chosen = weights
     return chosen
 
+
+
+def _repo_path_or_none(path: str | None) -> str | None:
+    """Return ``path`` resolved like ``resolve_repo_path``, or None for an empty path."""
+    return str(resolve_repo_path(path)) if path else None

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from arml_core.data.digit_attributes import load_digit_attributes, mutual_information
 from arml_core.experiments.common import (
-    RunResult, cap_workers, load_history, resolve_device, resolve_runs_dir, run_in_folder, seed_everything,
+    RunResult, cap_workers, load_history, resolve_device, resolve_repo_path, run_in_folder, seed_everything,
 )
 from arml_core.models import MultiHead, linear_head, make_backbone
 from arml_core.results import RunRecord
@@ -353,8 +353,8 @@ def run_grid(
 
 
 def run_folder(runs_dir: str | Path, method: str, seed: int) -> Path:
-    """Return the folder of one run: ``runs_dir/<method>/seed<seed>``, resolved by ``resolve_runs_dir``."""
-    return resolve_runs_dir(runs_dir) / method / f"seed{seed}"
+    """Return the folder of one run: ``runs_dir/<method>/seed<seed>``, resolved by ``resolve_repo_path``."""
+    return resolve_repo_path(runs_dir) / method / f"seed{seed}"
 
 
 def load_run_history(runs_dir: str | Path, method: str, seed: int) -> dict[str, Any]:
