@@ -213,8 +213,16 @@ def _field(record: RunRecord, name: str) -> Any:
 
 
 def runner_command(notebook: str, params_file: str, overrides: dict[str, Any], output: str) -> str:
-    """Return the ``python -m arml_core.run`` command line for one run."""
-    options = " ".join(f"-p {name} {value}" for name, value in overrides.items())
+    """Return the ``python -m arml_core.run`` command line for one run.
+
+    A list value is written as a quoted YAML flow list, for example ``-p methods "[arml]"``.
+    """
+    def as_text(value: Any) -> str:
+        if isinstance(value, (list, tuple)):
+            return '"[' + ", ".join(str(item) for item in value) + ']"'
+        return str(value)
+
+    options = " ".join(f"-p {name} {as_text(value)}" for name, value in overrides.items())
     return f"python -m arml_core.run {notebook} -f {params_file} {options} --output {output}"
 
 
@@ -256,10 +264,11 @@ def _book_cell(metric: str, column: Any, method: str | None, runs: list[RunRecor
         and (column.target_domain is None or r.config.get("target_domain") == column.target_domain)
     ]
     if not matching:
-        overrides: dict[str, Any] = {"method": method, "seed": 0}
+        # Every chapter notebook takes lists of methods and seeds (and of PACS target domains).
+        overrides: dict[str, Any] = {"methods": [method], "seeds": [0]}
         output = f"runs/{column.dataset}/{method}/seed0"
         if column.target_domain is not None:
-            overrides["target_domain"] = column.target_domain
+            overrides["target_domains"] = [column.target_domain]
             output = f"runs/{column.dataset}_{column.target_domain}/{method}/seed0"
         command = runner_command(column.notebook, column.params_file, overrides, output)
         return f"not run: {command}"
