@@ -301,3 +301,35 @@ def test_moves_toward_related_task():
         optimizer.step()
     assert float(weighter.weights[0]) > 1.9, f"weights after 60 steps: {weighter.weights.tolist()}"
     assert float(weighter.weights.sum()) == pytest.approx(2.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("main_coefficient", [0.0, 0.5])
+def test_main_coefficient_scales_main_loss_in_model_step(main_coefficient):
+    torch.manual_seed(0)
+    backbone = torch.nn.Linear(4, 3)
+    heads = torch.nn.ModuleList([torch.nn.Linear(3, 1) for _ in range(3)])
+    x = torch.randn(8, 4)
+
+    def losses():
+        features = torch.tanh(backbone(x))
+        return [heads[i](features).pow(2).mean() * (i + 1) for i in range(3)]
+
+    params = list(backbone.parameters()) + list(heads.parameters())
+    weighter = ARML(2, lr=0.1, algorithm=2, main_coefficient=main_coefficient)
+    main, *aux = losses()
+    weighter.backward(main, aux, list(backbone.parameters()))
+    got = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+    for p in params:
+        p.grad = None
+    main, *aux = losses()
+    (main_coefficient * main + aux[0] + aux[1]).backward()
+    expected = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+    for g, e in zip(got, expected):
+        assert torch.allclose(g, e, atol=1e-6)
+    assert not torch.equal(weighter.weights, torch.ones(2)), "alpha must still move from g_m"
+
+
+def test_negative_main_coefficient_is_rejected():
+    with pytest.raises(ValueError, match="main_coefficient"):
+        ARML(2, main_coefficient=-1.0)

@@ -11,7 +11,8 @@ import yaml
 from torchvision.models import resnet18
 
 from arml_core.experiments.dg_data import BatchTransform, load_dg_data
-from arml_core.experiments.dg_weighting import SourcesOnly, SourceStepARML, make_dg_weighter
+from arml_core.experiments.dg_weighting import SourcesOnly, make_dg_weighter
+from arml_core.weighting import ARML
 from arml_core.experiments.domain_generalization import (
     METHODS,
     DGConfig,
@@ -87,7 +88,7 @@ def test_source_step_arml_model_gradient_is_weighted_sources():
     shared = torch.nn.Parameter(torch.randn(3))
     main = (shared * torch.tensor([1.0, 0.0, 2.0])).sum() ** 2
     aux = [(shared ** 2).sum(), shared.sum()]
-    weighter = SourceStepARML(2, lr=0.1, algorithm=2)
+    weighter = ARML(2, lr=0.1, algorithm=2, main_coefficient=0.0)
     weighter.weights = torch.tensor([0.5, 1.5])
     weighter.backward(main, aux, [shared])
     expected = 0.5 * 2 * shared.detach() + 1.5 * torch.ones(3)

@@ -70,6 +70,9 @@ class ARML(Weighter):
         projection: ``"exact"`` Euclidean projection, or the authors' ``"shift_clamp"``.
         constraint: ``"simplex"`` (sum alpha = K) or ``"nonnegative"`` (alpha >= 0 only).
         skip_model_step_on_update: the authors' code makes no model step on alpha updates.
+        main_coefficient: weight of the main loss in the model step. 1 is the paper's joint
+            loss; 0 leaves the main task out of the model step, so its labels only move alpha
+            (the "Baseline + ARML" setting of domain generalisation).
         grad_mode: ``"loop"`` or ``"batched"`` per-task gradients over the shared parameters,
             or ``"features"``: gradients at the shared representation passed as ``features``
             (all tasks must be computed from that same tensor).
@@ -92,6 +95,7 @@ class ARML(Weighter):
         skip_model_step_on_update: bool = False,
         grad_mode: ArmlGradMode = "loop",
         seed: int = 0,
+        main_coefficient: float = 1.0,
     ) -> None:
         super().__init__(num_aux)
         if constraint == "simplex" and num_aux == 1:
@@ -110,6 +114,8 @@ class ARML(Weighter):
             raise ValueError(f"grad_mode must be 'loop', 'batched' or 'features', got {grad_mode!r}")
         if not isinstance(update_every, int) or update_every < 1:
             raise ValueError(f"update_every must be a positive integer, got {update_every!r}")
+        if main_coefficient < 0:
+            raise ValueError(f"main_coefficient must be non-negative, got {main_coefficient}")
         if lr < 0 or temperature < 0 or converge_tol < 0 or converge_window < 1:
             raise ValueError(
                 f"lr, temperature and converge_tol must be >= 0 and converge_window >= 1, got "
@@ -126,6 +132,7 @@ class ARML(Weighter):
         self.constraint = constraint
         self.skip_model_step_on_update = skip_model_step_on_update
         self.grad_mode = grad_mode
+        self.main_coefficient = main_coefficient
         self.converged = False
         self.converged_at: int | None = None
         self._history: deque[torch.Tensor] = deque(maxlen=converge_window + 1)
@@ -151,7 +158,7 @@ class ARML(Weighter):
 
         frozen = self.algorithm == 1 and self.converged
         if frozen or (self.step_count - 1) % self.update_every != 0:
-            weighted_backward(main_loss, aux, self.weights)
+            weighted_backward(self._model_step_main(main_loss), aux, self.weights)
             return StepInfo(metrics={"langevin": float(self.langevin_active)})
 
         losses = [main_loss, *aux]
@@ -170,9 +177,10 @@ class ARML(Weighter):
         if not skip:
             model_weights = alpha_before.to(grads.dtype)
             if self.grad_mode == "features":
-                weighted_backward(main_loss, aux, model_weights)
+                weighted_backward(self._model_step_main(main_loss), aux, model_weights)
             else:
-                coefficients = torch.cat([torch.ones(1, dtype=grads.dtype, device=grads.device), model_weights])
+                main_weight = torch.full((1,), self.main_coefficient, dtype=grads.dtype, device=grads.device)
+                coefficients = torch.cat([main_weight, model_weights])
                 write_model_gradient(losses, shared, grads, coefficients)
 
         step = self.lr * alpha_gradient(alpha_before, gram, b)
@@ -192,6 +200,14 @@ class ARML(Weighter):
             metrics[f"cos_{k}"] = float(cosines[k])
             metrics[f"aux_grad_sq_{k}"] = float(gram[k, k])
         return StepInfo(metrics=metrics, skip_model_step=skip)
+
+    def _model_step_main(self, main_loss: torch.Tensor) -> torch.Tensor:
+        """Return the main loss as it enters the model step: scaled, or detached when its weight is 0."""
+        if self.main_coefficient == 1.0:
+            return main_loss
+        if self.main_coefficient == 0.0:
+            return main_loss.detach()
+        return self.main_coefficient * main_loss
 
     def after_optimizer_step(self, lr: float) -> None:
         if self.langevin_active and self._noise_params:
