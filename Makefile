@@ -4,6 +4,10 @@
 # Both create .venv with python3.11 and install the package with its dev extra when
 # pyproject.toml is newer than the last install. The scripts they call live in tools/.
 
+# OpenMP threads that busy-wait slow torch down many times over when another process shares
+# the cores, as on CI machines and laptops; passive waiting costs little when they are idle.
+export OMP_WAIT_POLICY ?= PASSIVE
+
 PYTHON_FOR_VENV ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
