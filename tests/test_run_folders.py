@@ -9,11 +9,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from arml_core.experiments.common import CHECKPOINT_FILE, load_history, resolve_repo_path, run_in_folder
+from arml_core.experiments.common import CHECKPOINT_FILE, config_key, load_history, resolve_repo_path, run_in_folder
 from arml_core.experiments.ssl import SSLConfig, run
 from arml_core.results import RECORD_FILE, RunRecord, weights_at_selection, weights_at_step
 
@@ -33,7 +34,7 @@ def test_finished_run_is_returned_without_training(tmp_path):
     second = run_in_folder(must_not_train, TINY, tmp_path / "run")
     assert second == first
     assert not (tmp_path / "run" / CHECKPOINT_FILE).exists()
-    assert load_history(tmp_path / "run")["step"][-1] == 25
+    assert load_history(tmp_path / "run")["step"][-1] == 29
 
 
 KILLED_RUN = textwrap.dedent(
@@ -102,3 +103,21 @@ def test_resolve_repo_path_from_notebooks_folder(tmp_path, monkeypatch):
     assert resolve_repo_path("/abs/runs") == Path("/abs/runs")
     monkeypatch.chdir(tmp_path)
     assert resolve_repo_path("runs/x") == Path("runs/x")
+
+
+def test_folder_with_other_settings_is_rejected(tmp_path):
+    run_in_folder(run, TINY, tmp_path / "run")
+    with pytest.raises(ValueError, match="num_iterations=30 \\(requested 40\\)"):
+        run_in_folder(run, replace(TINY, num_iterations=40), tmp_path / "run")
+
+
+def test_config_key_ignores_bookkeeping_only():
+    assert config_key(TINY) == config_key(replace(TINY, progress=True, checkpoint_every=7))
+    assert config_key(TINY) != config_key(replace(TINY, num_iterations=31))
+    assert config_key(TINY) != config_key(replace(TINY, method_options={"lr": 0.2}))
+
+
+def test_last_iteration_is_logged():
+    result = run(replace(TINY, num_iterations=12))
+    assert result.history["step"] == [0, 5, 10, 11]
+    assert result.weights_history[-1]["step"] == 11

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -85,8 +86,9 @@ class RunResult:
     wall_time_s: float
     extras: dict[str, Any] = field(default_factory=dict)
 
+    @property
     def weights_history(self) -> list[dict[str, Any]]:
-        """Return the logged task weights as [{"step": int, "weights": [float, ...]}, ...]."""
+        """Logged task weights as [{"step": int, "weights": [float, ...]}, ...], as in ``RunRecord``."""
         return [
             {"step": step, "weights": weights}
             for step, weights in zip(self.history["step"], self.history["weights"])
@@ -97,7 +99,7 @@ class RunResult:
         return RunRecord(
             experiment=self.experiment, dataset=self.dataset, method=self.method, seed=self.seed,
             config=_plain(self.config), metrics=dict(self.metrics),
-            weights_history=self.weights_history(), versions=collect_versions(),
+            weights_history=self.weights_history, versions=collect_versions(),
             wall_time_s=self.wall_time_s,
         )
 
@@ -105,6 +107,38 @@ class RunResult:
 ConfigT = TypeVar("ConfigT")
 HISTORY_FILE = "history.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.json"
+# Config fields that do not change what a run computes.
+BOOKKEEPING_FIELDS = frozenset({"checkpoint_path", "checkpoint_every", "progress"})
+
+
+def config_key(config: Any, ignore: frozenset[str] | set[str] = BOOKKEEPING_FIELDS, length: int = 8) -> str:
+    """Return ``length`` hex digits of a hash of a dataclass config, leaving out ``ignore``.
+
+    Chapters put the key in run folder names, so a run with other settings gets its own folder.
+    """
+    settings = {k: v for k, v in _plain(dataclasses.asdict(config)).items() if k not in ignore}
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def _check_same_settings(folder: Path, config: Any) -> None:
+    """Raise ValueError when ``folder`` holds a run made with other settings than ``config``."""
+    path = folder / CONFIG_FILE
+    if not path.exists():
+        return
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    requested = _plain(dataclasses.asdict(config))
+    differing = sorted(
+        key for key in stored.keys() | requested.keys()
+        if key not in BOOKKEEPING_FIELDS and stored.get(key) != requested.get(key)
+    )
+    if differing:
+        details = ", ".join(f"{key}={stored.get(key)!r} (requested {requested.get(key)!r})" for key in differing[:4])
+        raise ValueError(
+            f"{folder} holds a run with other settings: {details}. Delete that folder to train "
+            "again, or point runs_dir at another folder"
+        )
 
 
 def run_in_folder(run_fn: Callable[[ConfigT], RunResult], config: ConfigT, folder: str | Path) -> RunRecord:
@@ -112,12 +146,14 @@ def run_in_folder(run_fn: Callable[[ConfigT], RunResult], config: ConfigT, folde
 
     A folder that already holds a finished record returns it at once without training. A
     folder with a checkpoint (an interrupted or killed run) resumes from it and reaches the
-    same result as an uninterrupted run. ``config`` is a dataclass with ``num_iterations``,
+    same result as an uninterrupted run. A folder whose run used other settings (saved in
+    ``config.json``) raises ValueError instead of being reused. ``config`` is a dataclass with ``num_iterations``,
     ``checkpoint_every`` and ``checkpoint_path`` fields; when ``checkpoint_every`` is 0, a
     checkpoint is written every tenth of the run. The checkpoint is removed once the record
     is saved.
     """
     folder = Path(folder)
+    _check_same_settings(folder, config)
     record_path = folder / RECORD_FILE
     if record_path.exists():
         record = RunRecord.from_dict(json.loads(record_path.read_text(encoding="utf-8")))
@@ -129,6 +165,7 @@ def run_in_folder(run_fn: Callable[[ConfigT], RunResult], config: ConfigT, folde
     checkpoint = folder / CHECKPOINT_FILE
     config = dataclasses.replace(config, checkpoint_every=every, checkpoint_path=str(checkpoint))  # type: ignore[type-var]
     folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / CONFIG_FILE, _plain(dataclasses.asdict(config)))
     result = run_fn(config)
     write_json_atomic(folder / HISTORY_FILE, result.history)
     record = result.to_record()

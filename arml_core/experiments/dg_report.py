@@ -9,8 +9,6 @@ beside the book's numbers and each column labelled with its source and setting.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from arml_core.experiments.common import config_key as common_config_key
 from arml_core.experiments.common import resolve_repo_path, run_in_folder
 from arml_core.experiments.domain_generalization import DGConfig, run
 from arml_core.paper_results import TABLE4
@@ -27,13 +26,12 @@ from arml_core.results import RunRecord, aggregate
 
 # Paper rows that paper_results marks as not implemented but that this experiment runs.
 PAPER_ONLY_ROWS = {"FADA": "fada", "FADA + ARML": "fada_arml"}
-IGNORED_FIELDS = ("progress", "checkpoint_every", "checkpoint_path", "data_root", "device", "setting")
+IGNORED_FIELDS = frozenset({"progress", "checkpoint_every", "checkpoint_path", "data_root", "device", "setting"})
 
 
 def config_key(config: DGConfig) -> str:
     """Return 8 hex digits of a hash of the settings that change a run's result."""
-    values = {k: v for k, v in config.to_dict().items() if k not in IGNORED_FIELDS}
-    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return common_config_key(config, ignore=IGNORED_FIELDS)
 
 
 def run_folder(runs_dir: str | Path, config: DGConfig) -> Path:

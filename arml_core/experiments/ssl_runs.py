@@ -16,8 +16,6 @@ the choice.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from arml_core.experiments.common import config_key as common_config_key
 from arml_core.experiments.common import run_in_folder
 from arml_core.experiments.ssl import SSLConfig, run
 from arml_core.grid_search import simplex_grid
@@ -38,14 +37,14 @@ GRID_METHOD = "gridsearch"
 METHODS = ("supervised", "uniform", "adaloss", "gradnorm", "cosine", "ol_aux", GRID_METHOD, "arml")
 SELECTION_METRIC = "val_accuracy"
 # Fields that do not change what a run computes, left out of the folder key.
-_UNKEYED = {"method", "method_options", "seed", "progress", "checkpoint_every", "checkpoint_path"}
+# NOTE: method options are not part of the key, so two ARML runs with other options in one
+# runs_dir need a label (see run_one); without one, run_in_folder rejects the second run.
+_UNKEYED = frozenset({"method", "method_options", "seed", "progress", "checkpoint_every", "checkpoint_path"})
 
 
 def config_key(config: SSLConfig) -> str:
     """Return 10 hex digits identifying every setting of ``config`` except method, seed and bookkeeping."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in _UNKEYED}
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    return common_config_key(config, ignore=_UNKEYED, length=10)
 
 
 def run_folder(runs_dir: str | Path, config: SSLConfig, label: str | None = None) -> Path:
