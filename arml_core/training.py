@@ -206,7 +206,7 @@ def _train_one_iteration(
         weighter.after_optimizer_step(lr)
         objective.after_step(model)
 
-    if state.iteration % config.log_every == 0:
+    if state.iteration % config.log_every == 0 or state.iteration == config.num_iterations - 1:
         history = state.history
         history["step"].append(state.iteration)
         history["main_loss"].append(float(losses.main.detach()))
