@@ -110,8 +110,7 @@ def check_value(name: str, value: Any, default: Any) -> Any:
     if isinstance(value, str) and isinstance(default, float) and _looks_like_float(value):
         raise ParameterError(
             f"parameter {name!r} expects a float but got the string {value!r}; YAML reads "
-            f"exponents without a dot as strings, so write {float(value):.1e} (with a dot, "
-            "for example 1.0e-3)"
+            f"exponents without a dot as strings, so write {float(value):.1e}"
         )
     if isinstance(value, str) and isinstance(default, (list, tuple, dict)):
         raise ParameterError(
@@ -140,10 +139,11 @@ def validate_parameters(notebook: str | Path, parameters: Mapping[str, Any]) -> 
     for name, value in parameters.items():
         if name not in defaults:
             close = difflib.get_close_matches(name, list(defaults), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             valid = ", ".join(sorted(defaults))
             raise ParameterError(
-                f"unknown parameter {name!r} for {notebook}{hint} Valid names: {valid}"
+                f"unknown parameter {name!r} for {notebook}{hint}. Valid names: {valid}. A parameter "
+                "file must belong to this notebook (see the comment at the top of the file)"
             )
         checked[name] = check_value(name, value, defaults[name])
     return checked
@@ -151,6 +151,10 @@ def validate_parameters(notebook: str | Path, parameters: Mapping[str, Any]) -> 
 
 def load_parameter_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping of parameter names to values; an empty file gives {}."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"parameter file {path} not found; the paper-scale files are in notebooks/params/"
+        )
     with open(path, encoding="utf-8") as handle:
         data = yaml.safe_load(handle)
     if data is None:
@@ -280,6 +284,17 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def parse_cli_value(name: str, text: str) -> Any:
+    """Read the value of ``-p NAME VALUE`` as YAML; raise ParameterError naming it when invalid."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ParameterError(
+            f"parameter {name!r}: {text!r} is not valid YAML ({error.problem or error}); quote lists "
+            f"on the command line, for example -p {name} \"[0, 1]\""
+        ) from error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``arml-run``; returns 0 on success, 1 on a failed cell, 2 on bad input."""
     args = parse_arguments(argv)
@@ -287,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parameters = load_parameter_file(args.parameters_file) if args.parameters_file else {}
         for name, text in args.parameter:
-            parameters[name] = yaml.safe_load(text)
+            parameters[name] = parse_cli_value(name, text)
         run_notebook(args.notebook, parameters, args.output, timeout_s=args.timeout,
                      log_output=not args.no_log_output)
     except (ParameterError, FileNotFoundError) as error:

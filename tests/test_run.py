@@ -129,3 +129,18 @@ def test_failing_cell_named_in_exit(tmp_path: Path, caplog: pytest.LogCaptureFix
 def test_outer_timeout_stops_run(tmp_path: Path) -> None:
     with pytest.raises(NotebookExecutionError, match="timed out after 6 s"):
         run_notebook(TINY, {"sleep_s": 60.0}, tmp_path / "out", timeout_s=6, log_output=False)
+
+
+def test_invalid_yaml_on_command_line_names_parameter():
+    from arml_core.run import ParameterError, parse_cli_value
+
+    with pytest.raises(ParameterError, match="parameter 'seeds': '\\[0' is not valid YAML"):
+        parse_cli_value("seeds", "[0")
+    assert parse_cli_value("seeds", "[0, 1]") == [0, 1]
+
+
+def test_missing_parameter_file_says_where_files_are(tmp_path):
+    from arml_core.run import load_parameter_file
+
+    with pytest.raises(FileNotFoundError, match="notebooks/params/"):
+        load_parameter_file(tmp_path / "nope.yml")

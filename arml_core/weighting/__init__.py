@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 from typing import Any
 
 from arml_core.weighting.adaloss import AdaLoss
@@ -32,7 +34,9 @@ def make_weighter(name: str, num_aux: int, **options: Any) -> Weighter:
     key = name.lower()
     if key not in WEIGHTERS:
         valid = ", ".join(sorted(WEIGHTERS))
-        raise ValueError(f"unknown weighting method {name!r}; valid names are: {valid}")
+        close = difflib.get_close_matches(key, list(WEIGHTERS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown weighting method {name!r}{hint}; valid names are: {valid}")
     return WEIGHTERS[key](num_aux, **options)
 
 
