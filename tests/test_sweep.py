@@ -111,3 +111,13 @@ def test_cli_local_pool_runs_and_lists_failure(
     assert code == 1
     log_path = tmp_path.resolve() / "runs" / "method-broken" / "run.log"
     assert f"log: {log_path}" in caplog.text
+
+
+def test_shipped_sweep_files_expand_and_validate(tmp_path):
+    """Every sweep file under notebooks/params expands into runs whose parameters pass the checks."""
+    repo = Path(__file__).resolve().parent.parent
+    files = sorted((repo / "notebooks" / "params").glob("sweep_*.yml"))
+    assert files
+    for path in files:
+        specs = expand_sweep(yaml.safe_load(path.read_text()), tmp_path / path.stem)
+        assert len({spec.output_dir for spec in specs}) == len(specs) > 1
