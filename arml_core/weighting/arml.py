@@ -16,9 +16,9 @@ Algorithm 1 adds Langevin noise N(0, 2 * model_lr * temperature) to the shared p
 after each model step while alpha has not converged, then freezes alpha and stops the
 noise. Algorithm 2 never adds noise and keeps updating alpha.
 
-The authors' public code departs from the paper in two ways that this class exposes as
-options, with the paper's choice as the default, so that a reader can reproduce either:
-``projection="shift_clamp"`` (shift to the right sum, then clamp at 0, which is inexact) and
+The authors' public code departs from the paper in two ways. This class exposes both as
+options with the paper's choice as the default, so that a reader can reproduce either:
+``projection="shift_clamp"`` (shift to the right sum, then clamp at 0, which is inexact), and
 ``update_every=20`` with ``skip_model_step_on_update=True`` (alpha moves every 20 iterations
 and those iterations make no model step).
 """
