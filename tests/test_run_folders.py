@@ -121,3 +121,11 @@ def test_last_iteration_is_logged():
     result = run(replace(TINY, num_iterations=12))
     assert result.history["step"] == [0, 5, 10, 11]
     assert result.weights_history[-1]["step"] == 11
+
+
+def test_resolve_device_rejects_unknown_names():
+    from arml_core.experiments.common import resolve_device
+
+    with pytest.raises(ValueError, match="got 'gpu'"):
+        resolve_device("gpu")
+    assert resolve_device("cpu").type == "cpu"

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ def resolve_device(device: str) -> torch.device:
     """Return the torch device for "auto" (CUDA when available, else CPU), "cpu" or "cuda[:n]"."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if re.fullmatch(r"cpu|cuda(:\d+)?", device) is None:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         # Paper-scale parameter files ask for "cuda", so this is where a CPU-only Colab runtime stops.
         raise RuntimeError(
