@@ -9,14 +9,19 @@ validation set and keeps the best model (model selection never looks at the test
 Checkpoints hold everything needed for exact resume (model, optimiser, weighter, task state,
 random generator, history, best model) as tensors and plain Python values, so they load with
 ``torch.load(weights_only=True)``. A run resumed from a checkpoint on CPU ends with the same
-weights and metrics as an uninterrupted run.
+weights and metrics as an uninterrupted run. Ctrl-C (SIGINT, also a Jupyter interrupt) lets
+the current iteration and its validation finish, saves a checkpoint and then raises
+KeyboardInterrupt, so no half-done iteration is ever saved.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,7 +123,12 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
 
 
 def empty_history() -> dict[str, Any]:
-    """Return the history layout: parallel lists per logged step, and validation records."""
+    """Return the history layout: parallel lists per logged step, and validation records.
+
+    ``step`` is the 0-based index of the iteration just run, and the weights logged with it are
+    those after its update. A validation record's ``step`` counts finished iterations, so
+    validation at step 50 follows the iteration logged as step 49.
+    """
     return {"step": [], "main_loss": [], "aux_losses": [], "weights": [], "diagnostics": [], "val": []}
 
 
@@ -146,26 +156,57 @@ def train(
     shared = model.shared_parameters()
     bar = tqdm(total=config.num_iterations, initial=state.iteration, disable=not config.progress, desc="train")
     try:
-        while state.iteration < config.num_iterations:
-            _train_one_iteration(model, weighter, objective, optimizer, generator, shared, config, state)
-            state.iteration += 1
-            bar.update(1)
-            if state.iteration % config.eval_every == 0 or state.iteration == config.num_iterations:
-                _validate(model, evaluate, config, state)
-                bar.set_postfix({config.selection_metric: state.best_val.get(config.selection_metric)})
-            if config.checkpoint_every and state.iteration % config.checkpoint_every == 0:
-                _save_checkpoint(config.checkpoint_path, model, optimizer, weighter, objective, generator, state)
-    except KeyboardInterrupt:
-        if config.checkpoint_path:
-            _save_checkpoint(config.checkpoint_path, model, optimizer, weighter, objective, generator, state)
-            logger.warning("interrupted at iteration %d; checkpoint saved to %s", state.iteration, config.checkpoint_path)
-        raise
+        with _DeferredInterrupt() as interrupt:
+            while state.iteration < config.num_iterations:
+                _train_one_iteration(model, weighter, objective, optimizer, generator, shared, config, state)
+                state.iteration += 1
+                bar.update(1)
+                if state.iteration % config.eval_every == 0 or state.iteration == config.num_iterations:
+                    _validate(model, evaluate, config, state)
+                    bar.set_postfix({config.selection_metric: state.best_val.get(config.selection_metric)})
+                periodic = config.checkpoint_every and state.iteration % config.checkpoint_every == 0
+                if periodic or (interrupt.requested and config.checkpoint_path):
+                    _save_checkpoint(config.checkpoint_path, model, optimizer, weighter, objective, generator, state)
+                if interrupt.requested:
+                    saved_to = config.checkpoint_path or "none, because checkpoint_path is not set"
+                    logger.warning("interrupted after iteration %d; checkpoint: %s", state.iteration, saved_to)
+                    raise KeyboardInterrupt
     finally:
         bar.close()
 
     if state.best_model is not None:
         model.load_state_dict(state.best_model)
     return TrainResult(state.history, state.best_step, state.best_val, state.elapsed(), resumed_from)
+
+
+class _DeferredInterrupt:
+    """Turn the first Ctrl-C (SIGINT) into a flag that the loop checks between iterations.
+
+    A second Ctrl-C raises KeyboardInterrupt at once. Signal handlers can only be installed in
+    the main thread; elsewhere (a worker thread) Ctrl-C keeps its default behaviour and no
+    checkpoint is written on interruption.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> "_DeferredInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("Ctrl-C: stopping after the current iteration (press again to stop at once)")
 
 
 @dataclass
@@ -231,7 +272,10 @@ def _validate(
             f"{config.selection_metric!r}; set TrainConfig.selection_metric to one of them"
         )
     state.history["val"].append({"step": state.iteration, **metrics})
-    if state.best_step < 0 or metrics[config.selection_metric] > state.best_val[config.selection_metric]:
+    score = metrics[config.selection_metric]
+    best = state.best_val.get(config.selection_metric, math.nan)
+    # A NaN score never wins, and any number beats a NaN best.
+    if state.best_step < 0 or score > best or (math.isnan(best) and not math.isnan(score)):
         state.best_step = state.iteration
         state.best_val = metrics
         state.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import replace
 from typing import Any
 
@@ -45,16 +47,19 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
 
 
 class _InterruptingObjective:
-    """Wraps an objective and raises KeyboardInterrupt at a chosen call, as Ctrl-C would."""
+    """Wraps an objective and sends this process SIGINT (Ctrl-C) during a chosen call."""
 
-    def __init__(self, inner: Any, interrupt_at: int | None) -> None:
-        self.inner, self.interrupt_at, self.calls = inner, interrupt_at, 0
+    def __init__(self, inner: Any, interrupt_at: int | None, raw: bool = False) -> None:
+        self.inner, self.interrupt_at, self.raw, self.calls = inner, interrupt_at, raw, 0
 
     def compute_losses(self, model, generator):
+        losses = self.inner.compute_losses(model, generator)
         if self.calls == self.interrupt_at:
-            raise KeyboardInterrupt
+            if self.raw:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
         self.calls += 1
-        return self.inner.compute_losses(model, generator)
+        return losses
 
     def after_step(self, model):
         self.inner.after_step(model)
@@ -102,24 +107,36 @@ def _accuracy(model: MultiHead, objective: _LinearObjective) -> dict[str, float]
     return {"val_accuracy": float((predictions == objective.y).float().mean())}
 
 
-def test_interrupt_saves_checkpoint_and_resume_is_exact(tmp_path):
+def test_ctrl_c_finishes_iteration_then_resumes_exactly(tmp_path):
     config = TrainConfig(num_iterations=12, eval_every=4, log_every=1, seed=3, progress=False)
     reference = _tiny_model()
     objective = _LinearObjective()
-    train(reference, Uniform(1), objective, lambda m: _accuracy(m, objective), config)
+    expected = train(reference, Uniform(1), objective, lambda m: _accuracy(m, objective), config)
 
     path = str(tmp_path / "ckpt.pt")
-    interrupted = _tiny_model()
     with_path = replace(config, checkpoint_path=path)
+    # Ctrl-C in the middle of iteration index 7: that iteration and its validation at 8 finish first.
     with pytest.raises(KeyboardInterrupt):
-        train(interrupted, Uniform(1), _InterruptingObjective(objective, 7), lambda m: _accuracy(m, objective), with_path)
-    assert torch.load(path, weights_only=True)["iteration"] == 7
+        train(_tiny_model(), Uniform(1), _InterruptingObjective(objective, 7), lambda m: _accuracy(m, objective), with_path)
+    assert torch.load(path, weights_only=True)["iteration"] == 8
 
     resumed_model = _tiny_model(seed=99)  # different init: everything must come from the checkpoint
     result = train(resumed_model, Uniform(1), objective, lambda m: _accuracy(m, objective), with_path)
-    assert result.resumed_from == 7
+    assert result.resumed_from == 8
+    assert result.history == expected.history
+    assert result.best_step == expected.best_step
     for a, b in zip(reference.state_dict().values(), resumed_model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_raw_interrupt_keeps_last_periodic_checkpoint(tmp_path):
+    objective = _LinearObjective()
+    path = str(tmp_path / "ckpt.pt")
+    config = TrainConfig(num_iterations=12, eval_every=4, checkpoint_every=4, checkpoint_path=path, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(_tiny_model(), Uniform(1), _InterruptingObjective(objective, 6, raw=True),
+              lambda m: _accuracy(m, objective), config)
+    assert torch.load(path, weights_only=True)["iteration"] == 4
 
 
 def test_best_model_is_restored_by_validation_metric():
@@ -185,3 +202,19 @@ def test_train_config_rejects_bad_values(field, value):
 def test_checkpoint_every_needs_path():
     with pytest.raises(ValueError, match="checkpoint_path"):
         TrainConfig(num_iterations=5, checkpoint_every=2)
+
+
+def test_sigint_handler_restored_after_training():
+    before = signal.getsignal(signal.SIGINT)
+    objective = _LinearObjective()
+    train(_tiny_model(), Uniform(1), objective, lambda m: _accuracy(m, objective),
+          TrainConfig(num_iterations=2, eval_every=1, progress=False))
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_nan_validation_score_is_beaten_by_a_number():
+    objective = _LinearObjective()
+    scores = iter([float("nan"), 0.3, 0.2])
+    result = train(_tiny_model(), Uniform(1), objective, lambda m: {"val_accuracy": next(scores)},
+                   TrainConfig(num_iterations=6, eval_every=2, progress=False))
+    assert result.best_step == 4
