@@ -173,6 +173,8 @@ class ARML(Weighter):
         inner = (grads @ grads.T).to(torch.float64)
         main_sq, b, gram = inner[0, 0], inner[1:, 0], inner[1:, 1:]
 
+        # NOTE: alpha is stored in float32 between updates, so a step smaller than about 6e-8
+        # (half a float32 unit at 1) is lost; with tiny gradients and a tiny lr alpha stays put.
         alpha_before = self.weights.to(torch.float64)
         if not skip:
             model_weights = alpha_before.to(grads.dtype)
@@ -202,7 +204,13 @@ class ARML(Weighter):
         return StepInfo(metrics=metrics, skip_model_step=skip)
 
     def _model_step_main(self, main_loss: torch.Tensor) -> torch.Tensor:
-        """Return the main loss as it enters the model step: scaled, or detached when its weight is 0."""
+        """Return the main loss as it enters the model step: scaled, or detached when its weight is 0.
+
+        NOTE: with weight 0, parameters that only the main loss reaches get .grad None on these
+        calls but a zero gradient on alpha updates, so an optimiser with weight decay decays
+        them on alpha updates only. The domain-generalisation chapter shares its head, so it
+        is not affected.
+        """
         if self.main_coefficient == 1.0:
             return main_loss
         if self.main_coefficient == 0.0:
