@@ -133,8 +133,8 @@ def add_flat_to_grad(params: Sequence[torch.Tensor], flat: torch.Tensor) -> None
 def graph_leaf_parameters(roots: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """Return the leaf tensors requiring grad that the graphs of ``roots`` reach, in a stable order.
 
-    Weighters use it to find the task-specific parameters (heads) without being told
-    which they are: everything a loss reaches that is not shared.
+    Weighters use it to find the task-specific parameters (heads) without a list of them:
+    everything a loss reaches that is not shared.
     """
     seen_nodes: set[int] = set()
     leaves: dict[int, torch.Tensor] = {}

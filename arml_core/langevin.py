@@ -3,8 +3,8 @@
 With plain SGD on a loss L and temperature 1 the iterates sample exp(-L) in the small-step
 limit (Welling and Teh 2011). Training losses here are means over a batch, so the
 log-posterior is N times the loss for N training examples, and temperature = 1 / N samples
-the posterior. Under Adam the update is preconditioned and the noise has no exact sampling
-meaning; it is then a perturbation of stated scale, reported in every run's metrics.
+the posterior. Under Adam the update is preconditioned, so the noise has no exact sampling
+meaning. It is then a perturbation of stated scale, and ARML logs whether it is on at each step.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each iteration asks the experiment's ``Objective`` for the main loss, the K auxiliary losses and
 (optionally) the shared features, hands them to the weighter, which writes ``.grad``, steps the
-optimiser unless the weighter asks to skip, and lets the weighter and the tasks act after the
+optimiser unless the weighter requests a skip, and lets the weighter and the tasks act after the
 step (Langevin noise, teacher updates). Every ``eval_every`` iterations it evaluates on the
 validation set and keeps the best model (model selection never looks at the test set).
 
@@ -95,7 +95,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What a finished run returns; ``model`` holds the weights of the selected (best) iteration."""
+    """Result of a finished run; the trained model then contains the weights of the selected (best) iteration."""
 
     history: dict[str, Any]
     best_step: int
@@ -143,7 +143,7 @@ def train(
 
     ``evaluate`` returns validation metrics (higher ``selection_metric`` is better) and must put
     the model back in train mode or leave the mode to this loop, which sets it each iteration.
-    When ``config.checkpoint_path`` holds a checkpoint, training resumes from it.
+    When ``config.checkpoint_path`` contains a checkpoint, training resumes from it.
     """
     optimizer = make_optimizer(model, config)
     generator = torch.Generator().manual_seed(config.seed)
@@ -183,7 +183,7 @@ class _DeferredInterrupt:
     """Turn the first Ctrl-C (SIGINT) into a flag that the loop checks between iterations.
 
     A second Ctrl-C raises KeyboardInterrupt at once. Signal handlers can only be installed in
-    the main thread; elsewhere (a worker thread) Ctrl-C keeps its default behaviour and no
+    the main thread. In a worker thread Ctrl-C therefore keeps its default behaviour, and no
     checkpoint is written on interruption.
     """
 

@@ -43,7 +43,8 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     run(replace(TINY, num_iterations=10, checkpoint_every=10, checkpoint_path=str(path)))
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["iteration"] == 10
-    assert "weighter" in checkpoint and "generator" in checkpoint
+    assert "weighter" in checkpoint
+    assert "generator" in checkpoint
 
 
 class _InterruptingObjective:

@@ -126,7 +126,7 @@ def config_key(config: Any, ignore: frozenset[str] | set[str] = BOOKKEEPING_FIEL
 
 
 def _check_same_settings(folder: Path, config: Any) -> None:
-    """Raise ValueError when ``folder`` holds a run made with other settings than ``config``."""
+    """Raise ValueError when ``folder`` contains a run made with other settings than ``config``."""
     path = folder / CONFIG_FILE
     if not path.exists():
         return
@@ -139,7 +139,7 @@ def _check_same_settings(folder: Path, config: Any) -> None:
     if differing:
         details = ", ".join(f"{key}={stored.get(key)!r} (requested {requested.get(key)!r})" for key in differing[:4])
         raise ValueError(
-            f"{folder} holds a run with other settings: {details}. Delete that folder to train "
+            f"{folder} contains a run with other settings: {details}. Delete that folder to train "
             "again, or point runs_dir at another folder"
         )
 
@@ -147,7 +147,7 @@ def _check_same_settings(folder: Path, config: Any) -> None:
 def run_in_folder(run_fn: Callable[[ConfigT], RunResult], config: ConfigT, folder: str | Path) -> RunRecord:
     """Run ``run_fn(config)`` with its checkpoint, history and record kept in ``folder``.
 
-    A folder that already holds a finished record returns it at once without training. A
+    A folder that already contains a finished record returns it at once without training. A
     folder with a checkpoint (an interrupted or killed run) resumes from it and reaches the
     same result as an uninterrupted run. A folder whose run used other settings (saved in
     ``config.json``) raises ValueError instead of being reused. ``config`` is a dataclass with ``num_iterations``,

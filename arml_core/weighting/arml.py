@@ -174,7 +174,7 @@ class ARML(Weighter):
         main_sq, b, gram = inner[0, 0], inner[1:, 0], inner[1:, 1:]
 
         # NOTE: alpha is stored in float32 between updates, so a step smaller than about 6e-8
-        # (half a float32 unit at 1) is lost; with tiny gradients and a tiny lr alpha stays put.
+        # (half a float32 unit at 1) is lost. With tiny gradients and a tiny lr, alpha stays put.
         alpha_before = self.weights.to(torch.float64)
         if not skip:
             model_weights = alpha_before.to(grads.dtype)

@@ -22,14 +22,14 @@ from arml_core.gradients import add_flat_to_grad, graph_leaf_parameters
 
 @dataclass
 class StepInfo:
-    """What one weighter step reports: scalar diagnostics and whether to skip the model step."""
+    """Report of one weighter step: scalar diagnostics and whether to skip the model step."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     skip_model_step: bool = False
 
 
 class Weighter(ABC):
-    """Base class: holds ``weights``, a float tensor of shape (num_aux,)."""
+    """Base class of all weighters, with ``weights``, a float tensor of shape (num_aux,)."""
 
     name: str = "weighter"
 
@@ -101,7 +101,7 @@ def write_model_gradient(
 ) -> None:
     """Write the gradient of sum_i coefficients_i * losses_i into ``.grad`` of every parameter.
 
-    ``shared_grads`` holds the per-task gradients over ``shared_params`` (one row per loss),
+    ``shared_grads`` contains the per-task gradients over ``shared_params`` (one row per loss),
     so the shared part is a weighted sum of rows and needs no backward. The remaining
     parameters (heads, task-specific variables) get one backward restricted to them, which
     does not traverse the shared backbone. This call frees the graph.
